@@ -1,0 +1,1 @@
+"""Pydantic contracts shared by the starter, the workflow, the activities and the player."""

@@ -1,0 +1,104 @@
+"""A full lecture on real servers: the Temporal dev server, the real worker wiring, the
+emulator behind the real google-generativeai client, and Redis."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as redis
+from temporalio.client import Client
+
+import starter
+from emulator import RunningEmulator
+from models.events import StepEvent, stream_key
+from models.lecture import LectureRequest, LectureStatus
+from models.workflow import LectureInput
+from settings import AppSettings
+from tests.factories import read_stream
+from worker import connect_redis, running_workers
+from workflows.lecture import LectureWorkflow
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(
+    redis_url: str, emulator: RunningEmulator, task_queues: tuple[str, str]
+) -> AppSettings:
+    """Settings for one test: its own task queues, the session's Redis and emulator."""
+    return AppSettings(
+        _env_file=None,
+        redis_url=redis_url,
+        gemini_base_url=emulator.url,
+        task_queue=task_queues[0],
+        gemini_task_queue=task_queues[1],
+        gemini_rpm=6000,
+    )
+
+
+@pytest.fixture
+async def worker(dev_client: Client, settings: AppSettings) -> AsyncIterator[Client]:
+    """The production worker wiring (worker.running_workers) against the dev server."""
+    redis_client = await connect_redis(settings)
+    try:
+        async with running_workers(dev_client, settings, redis_client):
+            yield dev_client
+    finally:
+        await redis_client.aclose()
+
+
+async def test_full_lecture_end_to_end(
+    worker: Client,
+    settings: AppSettings,
+    emulator: RunningEmulator,
+    redis_client: redis.Redis,
+    lecture_id: str,
+) -> None:
+    before = emulator.counters()
+    request = LectureRequest(topic="Binary search algorithm", max_steps=5)
+    result = await worker.execute_workflow(
+        LectureWorkflow.run,
+        LectureInput(lecture_id=lecture_id, request=request, options=settings.lecture_options()),
+        id=lecture_id,
+        task_queue=settings.task_queue,
+    )
+    assert result.status == LectureStatus.COMPLETE
+    assert [o.index for o in result.outcomes] == [1, 2, 3, 4, 5]
+    assert all(o.status == "succeeded" for o in result.outcomes)
+
+    events = [event for _, event in await read_stream(redis_client, lecture_id)]
+    assert [e.kind for e in events] == ["plan", "step", "step", "step", "step", "step", "done"]
+    streamed = [e.outcome for e in events if isinstance(e, StepEvent)]
+    assert [o.model_dump() for o in streamed] == [o.model_dump() for o in result.outcomes]
+
+    after = emulator.counters()
+    assert after["by_task"]["plan"] - before["by_task"]["plan"] == 1
+    assert after["by_task"]["step"] - before["by_task"]["step"] == 5
+
+
+async def test_starter_runs_a_lecture_and_prints_the_ordered_table(
+    worker: Client,
+    dev_client: Client,
+    settings: AppSettings,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """starter.py as a user runs it, configured only through environment variables."""
+    monkeypatch.setenv("TEMPORAL_ADDRESS", dev_client.service_client.config.target_host)
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", dev_client.namespace)
+    monkeypatch.setenv("TASK_QUEUE", settings.task_queue)
+    monkeypatch.setenv("GEMINI_TASK_QUEUE", settings.gemini_task_queue)
+    monkeypatch.setenv("TEMPORAL_UI_URL", "http://127.0.0.1:8233")
+    out = io.StringIO()
+    code = await starter.run(["Hash tables", "--steps", "3", "--id", "lecture-starter-test"], out)
+    text = out.getvalue()
+    assert code == starter.EXIT_OK, text
+    table = text[text.index("step  title") :]
+    rows = [line for line in table.splitlines() if line[:1].isdigit()]
+    assert [row.split()[0] for row in rows] == ["1", "2", "3"]
+    assert all("  ok  " in row for row in rows)
+    assert "complete, 3/3 steps succeeded" in text
+    assert "http://127.0.0.1:8233/namespaces/default/workflows/lecture-starter-test" in text
+    assert await redis_client.xlen(stream_key("lecture-starter-test")) == 5

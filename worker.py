@@ -1,0 +1,154 @@
+"""The lecture worker: one process serving both task queues.
+
+- `lectures` (settings.task_queue): `LectureWorkflow` and the `emit_events` activity.
+- `lectures-gemini` (settings.gemini_task_queue): `plan_lecture` and `generate_step`, sync
+  activities on a thread pool, rate-limited server-side for every worker at once.
+
+Clients (Temporal, Gemini, Redis) are built from one `AppSettings` and closed on SIGINT or
+SIGTERM. Run: `python worker.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import redis.asyncio as redis
+import redis.exceptions as redis_errors
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.codegen import CodegenActivities
+from activities.emission import EmissionActivities
+from activities.gemini import GeminiClient
+from activities.planning import PlanningActivities
+from settings import AppSettings, temporal_connect_config
+from workflows.lecture import LectureWorkflow
+
+logger = logging.getLogger("lecture.worker")
+
+
+class StartupError(RuntimeError):
+    """A dependency the worker needs is unreachable or refuses it; the message says which."""
+
+
+async def connect_temporal() -> Client:
+    """Connect to Temporal using TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE (envconfig)."""
+    config = temporal_connect_config()
+    try:
+        return await Client.connect(**config, data_converter=pydantic_data_converter)
+    except RuntimeError as err:
+        raise StartupError(
+            f"cannot connect to Temporal at {config['target_host']}: {err}"
+        ) from None
+
+
+async def connect_redis(settings: AppSettings) -> redis.Redis:
+    """A Redis client whose connection and credentials were checked once at startup."""
+    client = redis.Redis.from_url(
+        settings.redis_url.get_secret_value(), socket_connect_timeout=5, socket_timeout=10
+    )
+    try:
+        await client.ping()
+    except redis_errors.AuthenticationError:
+        await client.aclose()
+        raise StartupError("Redis refused the credentials in REDIS_URL") from None
+    except (redis_errors.ConnectionError, OSError) as err:
+        await client.aclose()
+        raise StartupError(f"cannot reach Redis (REDIS_URL): {type(err).__name__}") from None
+    return client
+
+
+@asynccontextmanager
+async def running_workers(
+    client: Client, settings: AppSettings, redis_client: redis.Redis
+) -> AsyncIterator[list[Worker]]:
+    """Run the workflow worker and the Gemini worker until the context exits."""
+    gemini = GeminiClient(
+        api_key=settings.gemini_key(),
+        model=settings.gemini_model,
+        endpoint=settings.gemini_endpoint,
+        timeout_seconds=settings.gemini_timeout_seconds,
+    )
+    planning = PlanningActivities(gemini)
+    codegen = CodegenActivities(
+        gemini,
+        quality_threshold=settings.quality_threshold,
+        regenerations=settings.quality_regenerations,
+    )
+    emission = EmissionActivities(
+        redis_client,
+        chunk_ttl_seconds=settings.chunk_cache_ttl_seconds,
+        stream_ttl_seconds=settings.stream_ttl_seconds,
+    )
+    pool = ThreadPoolExecutor(
+        max_workers=settings.gemini_worker_concurrency, thread_name_prefix="gemini"
+    )
+    workers = [
+        Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[LectureWorkflow],
+            activities=[emission.emit_events],
+            # Eager dispatch would bypass the server-side queue; keep every activity queued.
+            disable_eager_activity_execution=True,
+        ),
+        Worker(
+            client,
+            task_queue=settings.gemini_task_queue,
+            activities=[planning.plan_lecture, codegen.generate_step],
+            activity_executor=pool,
+            max_concurrent_activities=settings.gemini_worker_concurrency,
+            # One quota for all workers: the server spaces dispatches (retries count too).
+            max_task_queue_activities_per_second=settings.gemini_rpm / 60.0,
+        ),
+    ]
+    try:
+        async with AsyncExitStack() as stack:
+            for worker in workers:
+                await stack.enter_async_context(worker)
+            yield workers
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        gemini.close()
+
+
+async def main() -> int:
+    """Run until SIGINT or SIGTERM; returns the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = AppSettings()
+    try:
+        client = await connect_temporal()
+        redis_client = await connect_redis(settings)
+    except StartupError as err:
+        logger.error("%s", err)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with running_workers(client, settings, redis_client):
+            logger.info(
+                "worker ready: task queues %s, %s; Gemini %s at %s; %.1f requests/minute",
+                settings.task_queue,
+                settings.gemini_task_queue,
+                settings.gemini_model,
+                "the emulator" if settings.uses_emulator else "Google",
+                settings.gemini_rpm,
+            )
+            await stop.wait()
+            logger.info("shutting down")
+    finally:
+        await redis_client.aclose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

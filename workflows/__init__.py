@@ -1,0 +1,1 @@
+"""Workflows of the lecture service, one module per workflow."""

@@ -1,0 +1,352 @@
+"""`LectureWorkflow`: plan, generate every step under a bounded fan-out, emit in plan order.
+
+Every step's outcome is recorded in workflow state as it settles, success or failure, and
+the emitted stream is built from that state alone: one record per plan step, in plan
+order, failures included. A failed step never fails the lecture or hides its siblings.
+Emission is progressive: as soon as steps 1..k have all settled they are emitted, so the
+player starts before the slowest step ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import TypedDict
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.codegen import CodegenActivities
+    from activities.emission import EmissionActivities
+    from activities.errors import NON_RETRYABLE_ERROR_TYPES, REDIS_REJECTED
+    from activities.planning import PlanningActivities
+    from models.events import (
+        DoneEvent,
+        PlanEvent,
+        PlanFailedEvent,
+        StepEvent,
+        StreamEvent,
+        chunk_cache_key,
+    )
+    from models.lecture import (
+        FailureInfo,
+        LecturePlan,
+        LectureResult,
+        LectureStatus,
+        PlanStep,
+        StepFailed,
+        StepOutcome,
+        StepSucceeded,
+    )
+    from models.workflow import (
+        EmitInput,
+        LectureInput,
+        LectureOutcomes,
+        LectureProgress,
+        PlanInput,
+        RetrySettings,
+        StepInput,
+        StepProgress,
+        StepState,
+    )
+
+
+@workflow.defn
+class LectureWorkflow:
+    """One lecture, from topic to an ordered, complete stream of step records."""
+
+    def __init__(self) -> None:
+        """Empty state; queries may arrive before `run` has planned anything."""
+        self._lecture_id = ""
+        self._phase = LectureStatus.PLANNING
+        self._plan: LecturePlan | None = None
+        self._steps: dict[int, StepProgress] = {}
+        self._outcomes: dict[int, StepOutcome] = {}
+        self._emitted_through = 0
+
+    @workflow.run
+    async def run(self, inp: LectureInput) -> LectureResult:
+        """Plan the lecture, generate its steps, and emit every outcome in order."""
+        self._lecture_id = inp.lecture_id
+        self._update_details()
+        try:
+            plan = await workflow.execute_activity_method(
+                PlanningActivities.plan_lecture,
+                PlanInput(request=inp.request),
+                task_queue=inp.options.gemini_task_queue,
+                summary="plan",
+                **_activity_options(inp.options.plan_retry),
+            )
+        except ActivityError as err:
+            return await self._plan_failed(inp, _failure_from(err, inp.options.plan_retry))
+
+        self._plan = plan
+        self._phase = LectureStatus.GENERATING
+        self._steps = {
+            step.index: StepProgress(index=step.index, title=step.title, state=StepState.PENDING)
+            for step in plan.steps
+        }
+        self._update_details()
+
+        emitter = asyncio.create_task(self._emit_progressively(inp, plan))
+        slots = asyncio.Semaphore(inp.options.max_parallel_steps)
+        await asyncio.gather(*(self._generate(inp, plan, step, slots) for step in plan.steps))
+        await emitter
+
+        outcomes = [self._outcomes[step.index] for step in plan.steps]
+        failed = sum(1 for outcome in outcomes if outcome.status == "failed")
+        if failed == 0:
+            self._phase = LectureStatus.COMPLETE
+        elif failed == len(outcomes):
+            self._phase = LectureStatus.FAILED
+        else:
+            self._phase = LectureStatus.PARTIAL
+        total = len(outcomes)
+        await self._emit(
+            inp,
+            [
+                DoneEvent(
+                    seq=total + 2,
+                    lecture_id=inp.lecture_id,
+                    status=self._phase,
+                    total=total,
+                    succeeded=total - failed,
+                    failed=failed,
+                )
+            ],
+            summary="emit done",
+        )
+        self._update_details()
+        return LectureResult(
+            lecture_id=inp.lecture_id,
+            request=inp.request,
+            status=self._phase,
+            plan=plan,
+            outcomes=outcomes,
+        )
+
+    @workflow.query
+    def progress(self) -> LectureProgress:
+        """Phase, per-step state and attempts, and the last step emitted."""
+        return LectureProgress(
+            lecture_id=self._lecture_id,
+            phase=self._phase,
+            plan_title=self._plan.title if self._plan else None,
+            steps=[self._steps[index] for index in sorted(self._steps)],
+            emitted_through=self._emitted_through,
+        )
+
+    @workflow.query
+    def outcomes(self) -> LectureOutcomes:
+        """The outcomes settled so far, in plan order."""
+        return LectureOutcomes(outcomes=[self._outcomes[i] for i in sorted(self._outcomes)])
+
+    async def _generate(
+        self, inp: LectureInput, plan: LecturePlan, step: PlanStep, slots: asyncio.Semaphore
+    ) -> None:
+        async with slots:
+            self._steps[step.index].state = StepState.RUNNING
+            self._update_details()
+            started = workflow.now()
+            outcome: StepOutcome
+            try:
+                result = await workflow.execute_activity_method(
+                    CodegenActivities.generate_step,
+                    StepInput(
+                        request=inp.request,
+                        plan_title=plan.title,
+                        step=step,
+                        total_steps=len(plan.steps),
+                    ),
+                    task_queue=inp.options.gemini_task_queue,
+                    summary=f"step {step.index}/{len(plan.steps)} · {step.title}"[:200],
+                    **_activity_options(inp.options.step_retry),
+                )
+                outcome = StepSucceeded(
+                    index=step.index,
+                    title=step.title,
+                    chunk=result.chunk,
+                    attempts=result.attempt,
+                    duration_seconds=_seconds_since(started),
+                )
+            except ActivityError as err:
+                outcome = StepFailed(
+                    index=step.index,
+                    title=step.title,
+                    failure=_failure_from(err, inp.options.step_retry),
+                    duration_seconds=_seconds_since(started),
+                )
+            self._record(outcome)
+
+    def _record(self, outcome: StepOutcome) -> None:
+        self._outcomes[outcome.index] = outcome
+        row = self._steps[outcome.index]
+        if outcome.status == "succeeded":
+            row.state, row.attempts = StepState.SUCCEEDED, outcome.attempts
+        else:
+            row.state, row.attempts = StepState.FAILED, outcome.failure.attempts
+            row.error_type = outcome.failure.error_type
+        self._update_details()
+
+    async def _emit_progressively(self, inp: LectureInput, plan: LecturePlan) -> None:
+        """Emit the plan, then every settled prefix of steps, until all are emitted."""
+        total = len(plan.steps)
+        events: list[StreamEvent] = [PlanEvent(seq=1, lecture_id=inp.lecture_id, plan=plan)]
+        while True:
+            ready: list[int] = []
+            while self._emitted_through + len(ready) + 1 in self._outcomes:
+                ready.append(self._emitted_through + len(ready) + 1)
+            events += [
+                StepEvent(seq=index + 1, lecture_id=inp.lecture_id, outcome=self._outcomes[index])
+                for index in ready
+            ]
+            if events:
+                label = f"emit steps {ready[0]}-{ready[-1]}" if ready else "emit plan"
+                if ready and len(ready) == 1:
+                    label = f"emit step {ready[0]}"
+                await self._emit(inp, events, summary=label, plan=plan)
+                self._emitted_through += len(ready)
+                self._update_details()
+                events = []
+            if self._emitted_through == total:
+                return
+            await workflow.wait_condition(lambda: self._emitted_through + 1 in self._outcomes)
+
+    async def _emit(
+        self,
+        inp: LectureInput,
+        events: list[StreamEvent],
+        *,
+        summary: str,
+        plan: LecturePlan | None = None,
+    ) -> None:
+        cache_keys: dict[int, str] = {}
+        if plan is not None:
+            steps = {step.index: step for step in plan.steps}
+            for event in events:
+                if isinstance(event, StepEvent) and event.outcome.status == "succeeded":
+                    index = event.outcome.index
+                    cache_keys[index] = chunk_cache_key(inp.request, plan.title, steps[index])
+        retry = inp.options.emit_retry
+        await workflow.execute_activity_method(
+            EmissionActivities.emit_events,
+            EmitInput(lecture_id=inp.lecture_id, events=events, cache_keys=cache_keys),
+            summary=summary,
+            start_to_close_timeout=timedelta(seconds=retry.start_to_close_seconds),
+            schedule_to_close_timeout=timedelta(seconds=retry.schedule_to_close_seconds),
+            retry_policy=_retry_policy(retry, non_retryable=[REDIS_REJECTED]),
+        )
+
+    async def _plan_failed(self, inp: LectureInput, failure: FailureInfo) -> LectureResult:
+        self._phase = LectureStatus.FAILED
+        await self._emit(
+            inp,
+            [
+                PlanFailedEvent(seq=1, lecture_id=inp.lecture_id, failure=failure),
+                DoneEvent(
+                    seq=2,
+                    lecture_id=inp.lecture_id,
+                    status=LectureStatus.FAILED,
+                    total=0,
+                    succeeded=0,
+                    failed=0,
+                ),
+            ],
+            summary="emit plan failure",
+        )
+        self._update_details(note=f"Plan failed: {failure.error_type}: {failure.message}")
+        return LectureResult(
+            lecture_id=inp.lecture_id,
+            request=inp.request,
+            status=LectureStatus.FAILED,
+            plan_failure=failure,
+        )
+
+    def _update_details(self, note: str | None = None) -> None:
+        """A short markdown progress table for the Temporal UI's current details."""
+        lines = [f"**{self._phase.value}** · emitted through step {self._emitted_through}"]
+        if note:
+            lines.append(note)
+        if self._steps:
+            lines += ["", "| step | title | state | attempts |", "|---|---|---|---|"]
+            for row in (self._steps[i] for i in sorted(self._steps)):
+                state = row.state.value + (f" ({row.error_type})" if row.error_type else "")
+                attempts = str(row.attempts) if row.attempts else "–"
+                lines.append(f"| {row.index} | {row.title[:40]} | {state} | {attempts} |")
+        workflow.set_current_details("\n".join(lines))
+
+
+class _ActivityOptions(TypedDict):
+    start_to_close_timeout: timedelta
+    schedule_to_close_timeout: timedelta
+    retry_policy: RetryPolicy
+
+
+def _activity_options(retry: RetrySettings) -> _ActivityOptions:
+    return {
+        "start_to_close_timeout": timedelta(seconds=retry.start_to_close_seconds),
+        "schedule_to_close_timeout": timedelta(seconds=retry.schedule_to_close_seconds),
+        "retry_policy": _retry_policy(retry, non_retryable=list(NON_RETRYABLE_ERROR_TYPES)),
+    }
+
+
+def _retry_policy(retry: RetrySettings, *, non_retryable: list[str]) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=retry.initial_interval_seconds),
+        backoff_coefficient=retry.backoff_coefficient,
+        maximum_interval=timedelta(seconds=retry.maximum_interval_seconds),
+        maximum_attempts=retry.maximum_attempts,
+        non_retryable_error_types=non_retryable,
+    )
+
+
+def _seconds_since(started: datetime) -> float:
+    return max(0.0, (workflow.now() - started).total_seconds())
+
+
+def _failure_from(err: ActivityError, retry: RetrySettings) -> FailureInfo:
+    """Turn an activity's final failure into the failure record the player receives."""
+    detail: dict[str, object] = {}
+    app_error: ApplicationError | None = None
+    timeout: TimeoutError | None = None
+    cause: BaseException | None = err.cause
+    while cause is not None:
+        if isinstance(cause, ApplicationError) and app_error is None:
+            app_error = cause
+            if cause.details and isinstance(cause.details[0], dict):
+                detail = cause.details[0]
+        if isinstance(cause, TimeoutError) and timeout is None:
+            timeout = cause
+        cause = cause.__cause__
+    attempt = detail.get("attempt")
+    if isinstance(attempt, int) and attempt >= 1:
+        attempts = attempt
+    elif err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED and retry.maximum_attempts:
+        attempts = retry.maximum_attempts
+    else:
+        attempts = 1
+    delay = detail.get("retry_delay_seconds")
+    last_delay = float(delay) if isinstance(delay, int | float) else None
+    if app_error is not None and timeout is None:
+        message = app_error.message
+        error_type = app_error.type or "ApplicationError"
+        retryable = not app_error.non_retryable
+    elif timeout is not None:
+        error_type = "ActivityTimeout"
+        message = f"{timeout.type.name.lower() if timeout.type else 'activity'} timeout"
+        if app_error is not None:
+            message += f" (last error: {app_error.type}: {app_error.message})"
+        retryable = True
+    else:
+        error_type = type(err.cause).__name__ if err.cause else "ActivityError"
+        message = str(err.cause or err)
+        retryable = True
+    return FailureInfo(
+        error_type=error_type,
+        message=message.splitlines()[0][:300] if message else error_type,
+        attempts=attempts,
+        retryable=retryable,
+        last_retry_delay_seconds=last_delay,
+    )
