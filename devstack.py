@@ -231,9 +231,9 @@ def _bin_path(name: str) -> str | None:
 def temporal_dev_server_command(port: int, ui_port: int, db_file: Path | None) -> list[str]:
     """The command line of a Temporal dev server (`temporal server start-dev`).
 
-    It binds 127.0.0.1 only, creates the `default` namespace and the search attributes the
-    lecture workflow sets, and uses one task-queue partition so server-side rate limits
-    space activities exactly.
+    It binds 127.0.0.1 only, creates the `default` namespace, and uses one task-queue
+    partition so server-side rate limits space activities exactly. (The worker registers
+    the lecture search attributes itself at startup.)
 
     Args:
         port: Frontend gRPC port.
@@ -253,8 +253,6 @@ def temporal_dev_server_command(port: int, ui_port: int, db_file: Path | None) -
     command += ["--namespace", NAMESPACE, "--log-level", "warn"]
     for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
         command += ["--dynamic-config-value", f"{key}=1"]
-    for attribute in ("LectureTopic=Keyword", "LectureStatus=Keyword", "LectureStepsFailed=Int"):
-        command += ["--search-attribute", attribute]
     return command
 
 

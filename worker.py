@@ -20,14 +20,21 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import redis.asyncio as redis
 import redis.exceptions as redis_errors
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.codegen import CodegenActivities
 from activities.emission import EmissionActivities
 from activities.gemini import GeminiClient
 from activities.planning import PlanningActivities
+from models import search_attributes
 from settings import AppSettings, temporal_connect_config
 from workflows.lecture import LectureWorkflow
 
@@ -65,11 +72,50 @@ async def connect_redis(settings: AppSettings) -> redis.Redis:
     return client
 
 
+async def ensure_search_attributes(client: Client) -> None:
+    """Register the lecture search attributes the namespace lacks (idempotent).
+
+    Raises:
+        StartupError: They are missing and this client may not register them.
+    """
+    namespace = client.namespace
+    wanted = {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type.value)
+        for key in search_attributes.ALL
+    }
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        missing = {n: t for n, t in wanted.items() if n not in listed.custom_attributes}
+    except RPCError as err:
+        # The time-skipping test server can add search attributes but not list them.
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        missing = wanted
+    if not missing:
+        return
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    except RPCError as err:
+        if err.status != RPCStatusCode.ALREADY_EXISTS:
+            names = ", ".join(f"{name}" for name in missing)
+            raise StartupError(
+                f"search attributes {names} are missing in namespace {namespace} and could "
+                f"not be registered ({err.status.name}): register them with "
+                "`temporal operator search-attribute create`"
+            ) from None
+    logger.info("registered search attributes %s", ", ".join(missing))
+
+
 @asynccontextmanager
 async def running_workers(
     client: Client, settings: AppSettings, redis_client: redis.Redis
 ) -> AsyncIterator[list[Worker]]:
     """Run the workflow worker and the Gemini worker until the context exits."""
+    await ensure_search_attributes(client)
     gemini = GeminiClient(
         api_key=settings.gemini_key(),
         model=settings.gemini_model,
@@ -145,6 +191,9 @@ async def main() -> int:
             )
             await stop.wait()
             logger.info("shutting down")
+    except StartupError as err:
+        logger.error("%s", err)
+        return 1
     finally:
         await redis_client.aclose()
     return 0

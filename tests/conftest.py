@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 
 import devstack
 from emulator import RunningEmulator, start_emulator
+from worker import ensure_search_attributes
 
 
 def _binary(name: str) -> str:
@@ -76,6 +77,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         test_server_existing_path=_binary("temporal-test-server"),
     )
+    await ensure_search_attributes(env.client)
     try:
         yield env
     finally:

@@ -3,15 +3,18 @@ emulator behind the real google-generativeai client, and Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as redis
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
 
 import starter
 from emulator import RunningEmulator
+from models import search_attributes
 from models.events import StepEvent, stream_key
 from models.lecture import LectureRequest, LectureStatus
 from models.workflow import LectureInput
@@ -76,6 +79,55 @@ async def test_full_lecture_end_to_end(
     after = emulator.counters()
     assert after["by_task"]["plan"] - before["by_task"]["plan"] == 1
     assert after["by_task"]["step"] - before["by_task"]["step"] == 5
+
+
+async def test_the_ui_tells_the_story_without_opening_payloads(
+    worker: Client, settings: AppSettings, lecture_id: str
+) -> None:
+    """Search attributes, list queries, activity summaries and the progress table, read back
+    through the client the way the Temporal UI reads them."""
+    request = LectureRequest(topic="Merge sort", max_steps=3)
+    handle = await worker.start_workflow(
+        LectureWorkflow.run,
+        LectureInput(lecture_id=lecture_id, request=request, options=settings.lecture_options()),
+        id=lecture_id,
+        task_queue=settings.task_queue,
+        static_summary="Lecture: Merge sort · 3 steps",
+    )
+    await handle.result()
+
+    description = await handle.describe()
+    attributes = description.typed_search_attributes
+    assert attributes.get(search_attributes.LECTURE_TOPIC) == "Merge sort"
+    assert attributes.get(search_attributes.LECTURE_STATUS) == "complete"
+    assert attributes.get(search_attributes.LECTURE_STEPS_FAILED) == 0
+    assert await description.static_summary() == "Lecture: Merge sort · 3 steps"
+
+    query = f'LectureStatus="complete" AND WorkflowId="{lecture_id}"'
+    found: list[str] = []
+    for _ in range(50):  # visibility is eventually consistent: poll, bounded
+        found = [execution.id async for execution in worker.list_workflows(query)]
+        if found:
+            break
+        await asyncio.sleep(0.1)
+    assert found == [lecture_id]
+
+    converter = worker.data_converter.payload_converter
+    summaries = [
+        converter.from_payload(event.user_metadata.summary, str)
+        for event in (await handle.fetch_history()).events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert summaries[0] == "plan"
+    assert {"step 1/3 ·", "step 2/3 ·", "step 3/3 ·"} <= {s[:10] for s in summaries}
+    assert any(s.startswith("emit step") for s in summaries)
+    assert summaries[-1] == "emit done"
+
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    details = metadata.current_details
+    assert details.startswith("**complete**")
+    assert "| step | title | state | attempts |" in details
+    assert details.count("| succeeded | 1 |") == 3
 
 
 async def test_starter_runs_a_lecture_and_prints_the_ordered_table(

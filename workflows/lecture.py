@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.emission import EmissionActivities
     from activities.errors import NON_RETRYABLE_ERROR_TYPES, REDIS_REJECTED
     from activities.planning import PlanningActivities
+    from models import search_attributes
     from models.events import (
         DoneEvent,
         PlanEvent,
@@ -70,6 +71,13 @@ class LectureWorkflow:
     async def run(self, inp: LectureInput) -> LectureResult:
         """Plan the lecture, generate its steps, and emit every outcome in order."""
         self._lecture_id = inp.lecture_id
+        workflow.upsert_search_attributes(
+            [
+                search_attributes.LECTURE_TOPIC.value_set(inp.request.topic),
+                search_attributes.LECTURE_STATUS.value_set(self._phase.value),
+                search_attributes.LECTURE_STEPS_FAILED.value_set(0),
+            ]
+        )
         self._update_details()
         try:
             plan = await workflow.execute_activity_method(
@@ -83,7 +91,7 @@ class LectureWorkflow:
             return await self._plan_failed(inp, _failure_from(err, inp.options.plan_retry))
 
         self._plan = plan
-        self._phase = LectureStatus.GENERATING
+        self._set_phase(LectureStatus.GENERATING)
         self._steps = {
             step.index: StepProgress(index=step.index, title=step.title, state=StepState.PENDING)
             for step in plan.steps
@@ -98,11 +106,11 @@ class LectureWorkflow:
         outcomes = [self._outcomes[step.index] for step in plan.steps]
         failed = sum(1 for outcome in outcomes if outcome.status == "failed")
         if failed == 0:
-            self._phase = LectureStatus.COMPLETE
+            self._set_phase(LectureStatus.COMPLETE)
         elif failed == len(outcomes):
-            self._phase = LectureStatus.FAILED
+            self._set_phase(LectureStatus.FAILED)
         else:
-            self._phase = LectureStatus.PARTIAL
+            self._set_phase(LectureStatus.PARTIAL)
         total = len(outcomes)
         await self._emit(
             inp,
@@ -188,7 +196,15 @@ class LectureWorkflow:
         else:
             row.state, row.attempts = StepState.FAILED, outcome.failure.attempts
             row.error_type = outcome.failure.error_type
+            failed = sum(1 for o in self._outcomes.values() if o.status == "failed")
+            workflow.upsert_search_attributes(
+                [search_attributes.LECTURE_STEPS_FAILED.value_set(failed)]
+            )
         self._update_details()
+
+    def _set_phase(self, phase: LectureStatus) -> None:
+        self._phase = phase
+        workflow.upsert_search_attributes([search_attributes.LECTURE_STATUS.value_set(phase.value)])
 
     async def _emit_progressively(self, inp: LectureInput, plan: LecturePlan) -> None:
         """Emit the plan, then every settled prefix of steps, until all are emitted."""
@@ -240,7 +256,7 @@ class LectureWorkflow:
         )
 
     async def _plan_failed(self, inp: LectureInput, failure: FailureInfo) -> LectureResult:
-        self._phase = LectureStatus.FAILED
+        self._set_phase(LectureStatus.FAILED)
         await self._emit(
             inp,
             [
