@@ -3,8 +3,9 @@ injected faults) inside LectureWorkflow on the time-skipping test server, real R
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import redis.asyncio as redis
@@ -180,3 +181,51 @@ async def test_repair_prompt_carries_the_validation_error(
     assert "Your previous reply was rejected" in plan_prompts[1]
     repair = plan_prompts[1].split("fixing them:", 1)[1]
     assert repair.strip().startswith("- "), repair
+
+
+class DegradingGeminiClient(RecordingGeminiClient):
+    """The real client, whose step replies lose their spoken actions and get a wrong title
+    and narration is cut short, for the first `bad_replies` step calls: a chunk our scorer rates low."""
+
+    def __init__(self, bad_replies: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bad_replies = bad_replies
+
+    def generate_json(self, *, system: str, prompt: str, schema: Mapping[str, Any]) -> Any:
+        reply = super().generate_json(system=system, prompt=prompt, schema=schema)
+        if '"task": "step"' in prompt and self.bad_replies > 0:
+            self.bad_replies -= 1
+            reply["title"] = "Something else entirely"
+            reply["narration"] = "Short."
+            reply["actions"] = [a for a in reply["actions"] if a["type"] != "say"]
+        return reply
+
+
+@pytest.mark.parametrize(("bad_replies", "low_quality"), [(1, False), (10, True)])
+async def test_low_quality_chunks_are_regenerated_then_kept_flagged(
+    time_env: WorkflowEnvironment,
+    redis_url: str,
+    task_queues: tuple[str, str],
+    lecture_id: str,
+    emu: RunningEmulator,
+    bad_replies: int,
+    low_quality: bool,
+) -> None:
+    """Below the threshold a chunk is regenerated (its problems in the next prompt), within
+    QUALITY_REGENERATIONS; after that the best attempt is kept with the low-quality flag."""
+    gemini = DegradingGeminiClient(
+        bad_replies, api_key="k", model="gemini-2.5-flash", endpoint=emu.url, timeout_seconds=10
+    )
+    result = await run_real_lecture(time_env, redis_url, task_queues, lecture_id, gemini, steps=1)
+    outcome = result.outcomes[0]
+    assert outcome.status == "succeeded"
+    assert outcome.chunk.quality.low_quality is low_quality
+    # Default QUALITY_REGENERATIONS is 2: at most 2 regenerating attempts, then keep the best.
+    assert outcome.attempts == (3 if low_quality else 2)
+    step_prompts = [p for p in gemini.prompts if '"task": "step"' in p]
+    assert len(step_prompts) == outcome.attempts
+    assert "does not match plan step" in step_prompts[1]
+    if low_quality:
+        assert "title 'Something else entirely'" in outcome.chunk.quality.issues[-1]
+    else:
+        assert outcome.chunk.quality.score == 1.0
