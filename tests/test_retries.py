@@ -184,8 +184,8 @@ async def test_repair_prompt_carries_the_validation_error(
 
 
 class DegradingGeminiClient(RecordingGeminiClient):
-    """The real client, whose step replies lose their spoken actions and get a wrong title
-    and narration is cut short, for the first `bad_replies` step calls: a chunk our scorer rates low."""
+    """The real client, degrading its first `bad_replies` step replies (no spoken action,
+    a wrong title, a cut narration): chunks our scorer rates low."""
 
     def __init__(self, bad_replies: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
