@@ -30,6 +30,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.cache import CacheActivities
 from activities.codegen import CodegenActivities
 from activities.emission import EmissionActivities
 from activities.gemini import GeminiClient
@@ -133,6 +134,7 @@ async def running_workers(
         chunk_ttl_seconds=settings.chunk_cache_ttl_seconds,
         stream_ttl_seconds=settings.stream_ttl_seconds,
     )
+    cache = CacheActivities(redis_client)
     pool = ThreadPoolExecutor(
         max_workers=settings.gemini_worker_concurrency, thread_name_prefix="gemini"
     )
@@ -141,7 +143,7 @@ async def running_workers(
             client,
             task_queue=settings.task_queue,
             workflows=[LectureWorkflow],
-            activities=[emission.emit_events],
+            activities=[emission.emit_events, cache.recall_lecture],
             # Eager dispatch would bypass the server-side queue; keep every activity queued.
             disable_eager_activity_execution=True,
         ),

@@ -62,7 +62,7 @@ class CodegenActivities:
             self._gemini,
             system=STEP_SYSTEM,
             prompt=lambda problems: step_prompt(
-                inp.request, inp.plan_title, inp.step, inp.total_steps, problems
+                inp.request, inp.plan_title, inp.step, inp.total_steps, problems, inp.note
             ),
             schema=CHUNK_SCHEMA,
             parse=parse,

@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import REDIS_REJECTED
-from models.events import StepEvent, entry_id, stream_key
+from models.events import PlanEvent, StepEvent, StepSupersededEvent, entry_id, stream_key
 from models.workflow import EmitInput, EmitResult
 
 # XADD refuses an id not above the stream's top; that means the entry is already there.
@@ -76,7 +76,11 @@ class EmissionActivities:
     async def _cache_chunks(self, inp: EmitInput) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
             for event in inp.events:
-                if not isinstance(event, StepEvent) or event.outcome.status != "succeeded":
+                if isinstance(event, PlanEvent) and inp.plan_cache_key:
+                    pipe.set(inp.plan_cache_key, event.plan.model_dump_json(), ex=self._chunk_ttl)
+                if not isinstance(event, StepEvent | StepSupersededEvent):
+                    continue
+                if event.outcome.status != "succeeded" or event.outcome.from_cache:
                     continue
                 key = inp.cache_keys.get(event.outcome.index)
                 if key:

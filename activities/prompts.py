@@ -102,7 +102,12 @@ def plan_prompt(request: LectureRequest, problems: list[str]) -> str:
 
 
 def step_prompt(
-    request: LectureRequest, plan_title: str, step: PlanStep, total_steps: int, problems: list[str]
+    request: LectureRequest,
+    plan_title: str,
+    step: PlanStep,
+    total_steps: int,
+    problems: list[str],
+    note: str | None = None,
 ) -> str:
     """The user prompt asking for one step's render chunk.
 
@@ -112,6 +117,7 @@ def step_prompt(
         step: The step to write.
         total_steps: Number of steps in the plan.
         problems: Why the previous attempt's reply was rejected (empty on a first attempt).
+        note: A reviewer's note for a regeneration (data, like the request).
     """
     data = {
         "task": "step",
@@ -122,9 +128,12 @@ def step_prompt(
         "step": step.model_dump(),
         "total_steps": total_steps,
     }
+    if note:
+        data["reviewer_note"] = note
     lines = [
         f"Write step {step.index} of {total_steps} of the lecture in the request. Use the step "
-        "title unchanged as the title. Give 3 to 12 actions; code in the requested language.",
+        "title unchanged as the title. Give 3 to 12 actions; code in the requested language."
+        + (" Take the reviewer_note in the request into account." if note else ""),
         "REQUEST_JSON: " + json.dumps(data, ensure_ascii=False),
     ]
     return "\n".join(lines + _repair_lines(problems))

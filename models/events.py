@@ -1,7 +1,8 @@
 """Events of the Redis stream `lectures:{lecture_id}:events`, the player's only input.
 
 Order on the stream: `plan` (or `plan_failed`), one `step` per plan step in plan order,
-then `done`. Every event carries its sequence number `seq`; the stream entry id is
+then any `step_superseded` (steps generated again during a review window), then `done`.
+Every event carries its sequence number `seq`; the stream entry id is
 `{seq}-0`, so a retried emission can never append a duplicate or reorder anything.
 Payloads are durable contracts: only ever add optional fields.
 """
@@ -52,6 +53,16 @@ class StepEvent(Contract):
     outcome: StepOutcome
 
 
+class StepSupersededEvent(Contract):
+    """A step was generated again during the review window: its new outcome replaces the
+    record of the same `outcome.index` (the consumer keeps the latest one per index)."""
+
+    kind: Literal["step_superseded"] = "step_superseded"
+    seq: Annotated[int, Field(ge=1)]
+    lecture_id: str
+    outcome: StepOutcome
+
+
 class DoneEvent(Contract):
     """The last event of a lecture, with its counts."""
 
@@ -65,7 +76,8 @@ class DoneEvent(Contract):
 
 
 StreamEvent = Annotated[
-    PlanEvent | PlanFailedEvent | StepEvent | DoneEvent, Field(discriminator="kind")
+    PlanEvent | PlanFailedEvent | StepEvent | StepSupersededEvent | DoneEvent,
+    Field(discriminator="kind"),
 ]
 STREAM_EVENT_ADAPTER: TypeAdapter[StreamEvent] = TypeAdapter(StreamEvent)
 
@@ -78,6 +90,15 @@ def stream_key(lecture_id: str) -> str:
 def entry_id(seq: int) -> str:
     """Deterministic stream entry id of the event with sequence number `seq`."""
     return f"{seq}-0"
+
+
+def _fingerprint(material: object) -> str:
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def plan_cache_key(request: LectureRequest) -> str:
+    """Cache key of the plan written for a request (so the same request reuses it)."""
+    return f"lectures:plans:{_fingerprint(request.model_dump(mode='json'))}"
 
 
 def chunk_cache_key(request: LectureRequest, plan_title: str, step: PlanStep) -> str:
@@ -93,5 +114,4 @@ def chunk_cache_key(request: LectureRequest, plan_title: str, step: PlanStep) ->
         "plan_title": plan_title,
         "step": step.model_dump(mode="json"),
     }
-    digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
-    return f"lectures:chunks:{digest[:32]}"
+    return f"lectures:chunks:{_fingerprint(material)}"

@@ -179,13 +179,13 @@ class FailureInfo(Contract):
 
 
 class StepSucceeded(Contract):
-    """A step whose chunk was generated (or reused from the cache)."""
+    """A step whose chunk was generated (or reused from the cache: 0 attempts)."""
 
     status: Literal["succeeded"] = "succeeded"
     index: Annotated[int, Field(ge=1)]
     title: str
     chunk: RenderChunk
-    attempts: Annotated[int, Field(ge=1)]
+    attempts: Annotated[int, Field(ge=0)]
     duration_seconds: Annotated[float, Field(ge=0)]
     from_cache: bool = False
 

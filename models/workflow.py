@@ -10,6 +10,7 @@ from pydantic import Field
 from models.events import StreamEvent
 from models.lecture import (
     Contract,
+    LecturePlan,
     LectureRequest,
     LectureStatus,
     PlanStep,
@@ -34,17 +35,21 @@ class LectureOptions(Contract):
 
     gemini_task_queue: str
     max_parallel_steps: Annotated[int, Field(ge=1, le=64)] = 5
+    use_cache: bool = True
+    hold_seconds: Annotated[float, Field(ge=0)] = 0.0
     plan_retry: RetrySettings
     step_retry: RetrySettings
     emit_retry: RetrySettings
 
 
 class LectureInput(Contract):
-    """The workflow's single input."""
+    """The workflow's single input. `plan` is set when resuming an earlier lecture."""
 
     lecture_id: Annotated[str, Field(min_length=1, max_length=200)]
     request: LectureRequest
     options: LectureOptions
+    plan: LecturePlan | None = None
+    resumed_from: str | None = None
 
 
 class PlanInput(Contract):
@@ -60,6 +65,7 @@ class StepInput(Contract):
     plan_title: str
     step: PlanStep
     total_steps: Annotated[int, Field(ge=1)]
+    note: Annotated[str, Field(max_length=2000)] | None = None
 
 
 class StepResult(Contract):
@@ -70,11 +76,46 @@ class StepResult(Contract):
 
 
 class EmitInput(Contract):
-    """Input of `emit_events`: consecutive events, and the chunks to cache for recovery."""
+    """Input of `emit_events`: consecutive events, and where to cache plan and chunks."""
 
     lecture_id: str
     events: Annotated[list[StreamEvent], Field(min_length=1)]
     cache_keys: dict[int, str] = Field(default_factory=dict)
+    plan_cache_key: str | None = None
+
+
+class RecallInput(Contract):
+    """Input of `recall_lecture`: what the cache may already hold for this request."""
+
+    request: LectureRequest
+    plan: LecturePlan | None = None
+
+
+class RecallResult(Contract):
+    """Output of `recall_lecture`: the cached plan (if one was looked up and found) and
+    the cached chunks of its steps, by step index."""
+
+    plan: LecturePlan | None = None
+    chunks: dict[int, RenderChunk] = Field(default_factory=dict)
+
+
+class RetryRequest(Contract):
+    """Signal `retry_failed_steps`: these failed steps (all failed ones when None)."""
+
+    indexes: list[int] | None = None
+
+
+class RegenerateRequest(Contract):
+    """Update `regenerate_step`: generate one step again, with an optional note."""
+
+    index: Annotated[int, Field(ge=1)]
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class RegenerateResult(Contract):
+    """Answer of `regenerate_step`: the step's new outcome."""
+
+    outcome: StepOutcome
 
 
 class EmitResult(Contract):
@@ -101,6 +142,7 @@ class StepProgress(Contract):
     state: StepState
     attempts: int = 0
     error_type: str | None = None
+    from_cache: bool = False
 
 
 class LectureProgress(Contract):
@@ -111,6 +153,7 @@ class LectureProgress(Contract):
     plan_title: str | None = None
     steps: list[StepProgress] = Field(default_factory=list)
     emitted_through: Annotated[int, Field(ge=0)] = 0
+    review_open: bool = False
 
 
 class LectureOutcomes(Contract):

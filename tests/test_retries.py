@@ -12,6 +12,7 @@ import redis.asyncio as redis
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.cache import CacheActivities
 from activities.codegen import CodegenActivities
 from activities.emission import EmissionActivities
 from activities.errors import ErrorType
@@ -53,7 +54,7 @@ async def run_real_lecture(
                     env.client,
                     task_queue=workflow_queue,
                     workflows=[LectureWorkflow],
-                    activities=[emission.emit_events],
+                    activities=[emission.emit_events, CacheActivities(emitter).recall_lecture],
                 ),
                 Worker(
                     env.client,

@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.cache import CacheActivities
 from activities.emission import EmissionActivities
 from activities.errors import ErrorType
 from models.events import StreamEvent, entry_id, stream_key
@@ -33,14 +34,18 @@ from workflows.lecture import LectureWorkflow
 
 
 def lecture_input(lecture_id: str, gemini_queue: str, steps: int = 5) -> LectureInput:
-    """A workflow input with short retry budgets so failing tests stay fast."""
+    """A workflow input with short retry budgets so failing tests stay fast.
+
+    The topic carries the lecture id: tests share one Redis, and the recovery cache is
+    keyed by the request, so each test gets its own cache entries.
+    """
     options = AppSettings().lecture_options().model_copy(update={"gemini_task_queue": gemini_queue})
     options.step_retry.maximum_attempts = 3
     options.plan_retry.maximum_attempts = 3
     options.emit_retry.maximum_attempts = 5
     return LectureInput(
         lecture_id=lecture_id,
-        request=LectureRequest(topic="Binary search", max_steps=steps),
+        request=LectureRequest(topic=f"Binary search {lecture_id}", max_steps=steps),
         options=options,
     )
 
@@ -65,7 +70,7 @@ async def run_lecture(
                 env.client,
                 task_queue=workflow_queue,
                 workflows=[LectureWorkflow],
-                activities=[emission.emit_events],
+                activities=[emission.emit_events, CacheActivities(emitter_client).recall_lecture],
             ),
             Worker(env.client, task_queue=gemini_queue, activities=list(activities)),
         ):
