@@ -3,8 +3,11 @@ after the faults stop, calls Gemini only for those 2 steps."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -137,3 +140,76 @@ async def test_resume_refuses_a_lecture_that_does_not_exist(
 ) -> None:
     assert await starter.run(["--resume", "no-such-lecture"], io.StringIO()) == 1
     assert "no-such-lecture" in capsys.readouterr().err
+
+
+def temporal_cli(client: Client, *args: str) -> str:
+    """Run the `temporal` CLI against the test's dev server, as the README shows it."""
+    binary = shutil.which("temporal")
+    assert binary is not None
+    done = subprocess.run(
+        [binary, *args, "--address", client.service_client.config.target_host],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_readme_cli_equivalents_steer_the_review_window(
+    lecture_env: Client, emu: RunningEmulator, lecture_id: str
+) -> None:
+    """The `temporal workflow signal/update` commands in the README do what starter.py does."""
+    emu.set_faults(
+        FaultConfig(rules=[FaultRule(task="step", step_indexes=[2, 3], fault="unavailable")])
+    )
+    out = io.StringIO()
+    topic = f"Tries {lecture_id}"
+    args = [topic, "--steps", "3", "--id", lecture_id, "--hold", "5m", "--no-wait"]
+    assert await starter.run(args, out) == 0
+    handle = lecture_env.get_workflow_handle_for(LectureWorkflow.run, lecture_id)
+    for _ in range(200):  # bounded: 20 s
+        if (await handle.query(LectureWorkflow.progress)).review_open:
+            break
+        await asyncio.sleep(0.1)
+    emu.set_faults(FaultConfig())
+    await asyncio.to_thread(
+        temporal_cli,
+        lecture_env,
+        "workflow",
+        "signal",
+        "--workflow-id",
+        lecture_id,
+        "--name",
+        "retry_failed_steps",
+        "--input",
+        '{"indexes": [2]}',
+    )
+    updated = await asyncio.to_thread(
+        temporal_cli,
+        lecture_env,
+        "workflow",
+        "update",
+        "execute",
+        "--workflow-id",
+        lecture_id,
+        "--name",
+        "regenerate_step",
+        "--input",
+        '{"index": 3, "note": "shorter"}',
+    )
+    assert "status:succeeded" in updated and "index:3" in updated
+    await asyncio.to_thread(
+        temporal_cli,
+        lecture_env,
+        "workflow",
+        "signal",
+        "--workflow-id",
+        lecture_id,
+        "--name",
+        "finish",
+    )
+    result = await handle.result()
+    assert result.status == "complete"
+    assert [o.status for o in result.outcomes] == ["succeeded"] * 3
