@@ -83,6 +83,7 @@ class LectureWorkflow:
         self._review_open = False
         self._finish_requested = False
         self._rerunning: set[int] = set()
+        self._failed_count = 0
 
     @workflow.run
     async def run(self, inp: LectureInput) -> LectureResult:
@@ -322,9 +323,11 @@ class LectureWorkflow:
             row.state, row.attempts = StepState.FAILED, outcome.failure.attempts
             row.error_type = outcome.failure.error_type
         failed = sum(1 for o in self._outcomes.values() if o.status == "failed")
-        workflow.upsert_search_attributes(
-            [search_attributes.LECTURE_STEPS_FAILED.value_set(failed)]
-        )
+        if failed != self._failed_count:  # each upsert is a history event: only on change
+            self._failed_count = failed
+            workflow.upsert_search_attributes(
+                [search_attributes.LECTURE_STEPS_FAILED.value_set(failed)]
+            )
         self._update_details()
 
     def _set_phase(self, phase: LectureStatus) -> None:
