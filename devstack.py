@@ -929,7 +929,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_test(pytest_args: list[str]) -> int:
     """Run pytest in the project's venv; "no tests collected" counts as a failure."""
-    command = [sys.executable, "-m", "pytest", *pytest_args]
+    # -rs: every skipped test's reason is printed in the summary.
+    command = [sys.executable, "-m", "pytest", "-rs", *pytest_args]
     with subprocess.Popen(command, cwd=ROOT) as proc:
         try:
             returncode = proc.wait()

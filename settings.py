@@ -28,7 +28,8 @@ EMULATOR_API_KEY = "emulator-key"
 class AppSettings(BaseSettings):
     """Settings of the lecture service, read from the environment and an optional `.env`."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # An empty variable (GEMINI_API_KEY= in a .env or compose file) means "not set".
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     # --- Gemini ---
     gemini_api_key: SecretStr | None = Field(
@@ -80,6 +81,9 @@ class AppSettings(BaseSettings):
     )
     gemini_worker_concurrency: int = Field(
         default=8, ge=1, description="Gemini activities one worker runs at once (threads)."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=120.0, ge=0, description="On SIGTERM, how long running activities may finish."
     )
     step_start_to_close_seconds: float = Field(default=120.0, gt=0)
     step_schedule_to_close_seconds: float = Field(default=900.0, gt=0)

@@ -17,6 +17,7 @@ import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 import redis.asyncio as redis
 import redis.exceptions as redis_errors
@@ -146,6 +147,7 @@ async def running_workers(
             activities=[emission.emit_events, cache.recall_lecture],
             # Eager dispatch would bypass the server-side queue; keep every activity queued.
             disable_eager_activity_execution=True,
+            graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
         ),
         Worker(
             client,
@@ -155,6 +157,8 @@ async def running_workers(
             max_concurrent_activities=settings.gemini_worker_concurrency,
             # One quota for all workers: the server spaces dispatches (retries count too).
             max_task_queue_activities_per_second=settings.gemini_rpm / 60.0,
+            # On SIGTERM, let running Gemini calls finish instead of paying for them twice.
+            graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
         ),
     ]
     try:
