@@ -106,7 +106,13 @@ async def follow(
     """
     view = LectureView()
     key = stream_key(lecture_id)
-    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_connect_timeout=5)
+    try:
+        client = redis.Redis.from_url(redis_url, decode_responses=True, socket_connect_timeout=5)
+    except ValueError:
+        # redis-py's message may quote part of the URL, and so of the password: not shown.
+        raise ValueError(
+            "REDIS_URL is not a Redis URL (redis://[:password@]host:port/db)"
+        ) from None
     loop = asyncio.get_running_loop()
     last_event = last_contact = loop.time()
     delay = 0.2

@@ -373,7 +373,7 @@ async def _steer(client: Client, args: argparse.Namespace, out: TextIO) -> int:
 async def _follow(settings: AppSettings, lecture_id: str, cursor: str, out: TextIO) -> int:
     try:
         view = await follow(settings.redis_url.get_secret_value(), lecture_id, out, cursor=cursor)
-    except TimeoutError as err:
+    except (TimeoutError, ValueError) as err:
         print(f"follow {lecture_id}: {err}", file=sys.stderr)
         return EXIT_INCOMPLETE
     complete = view.done is not None and view.done.status == LectureStatus.COMPLETE

@@ -60,14 +60,25 @@ async def connect_temporal() -> Client:
 
 async def connect_redis(settings: AppSettings) -> redis.Redis:
     """A Redis client whose connection and credentials were checked once at startup."""
-    client = redis.Redis.from_url(
-        settings.redis_url.get_secret_value(), socket_connect_timeout=5, socket_timeout=10
-    )
+    try:
+        client = redis.Redis.from_url(
+            settings.redis_url.get_secret_value(), socket_connect_timeout=5, socket_timeout=10
+        )
+    except ValueError:
+        # redis-py's message may quote part of the URL, and so of the password: not shown.
+        raise StartupError(
+            "REDIS_URL is not a Redis URL (redis://[:password@]host:port/db; "
+            "percent-encode / # ? @ in the password)"
+        ) from None
     try:
         await client.ping()
     except redis_errors.AuthenticationError:
         await client.aclose()
         raise StartupError("Redis refused the credentials in REDIS_URL") from None
+    except redis_errors.ResponseError as err:
+        # e.g. "DB index is out of range", or NOPERM for an ACL user without PING.
+        await client.aclose()
+        raise StartupError(f"Redis refused the connection in REDIS_URL: {err}") from None
     except (redis_errors.ConnectionError, OSError) as err:
         await client.aclose()
         raise StartupError(f"cannot reach Redis (REDIS_URL): {type(err).__name__}") from None
@@ -147,6 +158,8 @@ async def running_workers(
             activities=[emission.emit_events, cache.recall_lecture],
             # Eager dispatch would bypass the server-side queue; keep every activity queued.
             disable_eager_activity_execution=True,
+            # A crashed worker's cached workflows move to another worker sooner (default 10 s).
+            sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
             graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
         ),
         Worker(

@@ -21,6 +21,10 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
+    # redis-py imports this lazily when a connection pool is collected; were that to happen
+    # inside the sandbox, the import would go through it (warnings, and a rare failure).
+    import redis.observability.recorder  # noqa: F401
+
     from activities.cache import CacheActivities
     from activities.codegen import CodegenActivities
     from activities.emission import EmissionActivities
