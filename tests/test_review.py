@@ -12,16 +12,13 @@ from temporalio import activity
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities.cache import CacheActivities
-from activities.emission import EmissionActivities
 from activities.errors import ErrorType
 from follower import LectureView
 from models.lecture import LectureResult, LectureStatus
 from models.workflow import RegenerateRequest, RetryRequest, StepInput, StepResult
 from tests.factories import make_chunk, read_stream
-from tests.test_workflow import lecture_input, plan_ok
+from tests.test_workflow import lecture_input, plan_ok, run_lecture
 from workflows.lecture import LectureWorkflow
 
 
@@ -54,25 +51,10 @@ async def with_lecture(
     inp = lecture_input(lecture_id, queues[1])
     inp.options.hold_seconds = hold_seconds
     inp.options.step_retry.maximum_attempts = 2
-    client = redis.Redis.from_url(redis_url)
-    emission = EmissionActivities(client, chunk_ttl_seconds=60, stream_ttl_seconds=60)
-    try:
-        async with (
-            Worker(
-                env.client,
-                task_queue=queues[0],
-                workflows=[LectureWorkflow],
-                activities=[emission.emit_events, CacheActivities(client).recall_lecture],
-            ),
-            Worker(env.client, task_queue=queues[1], activities=[plan_ok, gemini.generate_step]),
-        ):
-            handle = await env.client.start_workflow(
-                LectureWorkflow.run, inp, id=lecture_id, task_queue=queues[0]
-            )
-            await steer(handle)
-            return await handle.result()
-    finally:
-        await client.aclose()
+    result, _, _ = await run_lecture(
+        env, redis_url, queues, inp, [plan_ok, gemini.generate_step], steer
+    )
+    return result
 
 
 async def wait_for_review(handle: WorkflowHandle[LectureWorkflow, LectureResult]) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import pytest
 import redis.asyncio as redis
 from temporalio import activity
+from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -56,10 +57,13 @@ async def run_lecture(
     queues: tuple[str, str],
     inp: LectureInput,
     activities: Sequence[Callable[..., object]],
+    steer: Callable[[WorkflowHandle[LectureWorkflow, LectureResult]], Awaitable[None]]
+    | None = None,
 ) -> tuple[LectureResult, LectureProgress, LectureOutcomes]:
     """Run one lecture with the given mock Gemini activities and real emission.
 
-    Returns the result and the answers of both queries after completion.
+    `steer`, if given, acts on the running lecture (signals, updates) before its result is
+    awaited. Returns the result and the answers of both queries after completion.
     """
     workflow_queue, gemini_queue = queues
     emitter_client = redis.Redis.from_url(redis_url)
@@ -77,6 +81,8 @@ async def run_lecture(
             handle = await env.client.start_workflow(
                 LectureWorkflow.run, inp, id=inp.lecture_id, task_queue=workflow_queue
             )
+            if steer is not None:
+                await steer(handle)
             result = await handle.result()
             # Queries of a closed workflow are answered by a worker: ask before they stop.
             progress = await handle.query(LectureWorkflow.progress)
