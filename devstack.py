@@ -253,6 +253,9 @@ def temporal_dev_server_command(port: int, ui_port: int, db_file: Path | None) -
     command += ["--namespace", NAMESPACE, "--log-level", "warn"]
     for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
         command += ["--dynamic-config-value", f"{key}=1"]
+    # The dev server's one history shard hands tasks on at most ~20 times a second by
+    # default, ~40 ms per handoff of a lecture's ~12 sequential tasks (benchmarks/overhead.py).
+    command += ["--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000"]
     return command
 
 

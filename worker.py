@@ -29,7 +29,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.cache import CacheActivities
 from activities.codegen import CodegenActivities
@@ -156,6 +156,10 @@ async def running_workers(
             task_queue=settings.task_queue,
             workflows=[LectureWorkflow],
             activities=[emission.emit_events, cache.recall_lecture],
+            # The sandbox re-imports the workflow module for every run and costs ~20 % of the
+            # worker's CPU (benchmarks/overhead.py); the workflow tests keep it, to catch
+            # non-deterministic code there.
+            workflow_runner=UnsandboxedWorkflowRunner(),
             # Eager dispatch would bypass the server-side queue; keep every activity queued.
             disable_eager_activity_execution=True,
             # A crashed worker's cached workflows move to another worker sooner (default 10 s).

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import ErrorType, with_attempt
+from activities.errors import ErrorType, malformed_output, with_attempt
 from activities.prompts import CHUNK_SCHEMA, STEP_SYSTEM, step_prompt
 from activities.quality import score_chunk
 from activities.structured import carried, carry, generate_validated
 from models.lecture import (
+    MAX_CHUNK_JSON_BYTES,
     ArrayAction,
     CodeAction,
     HighlightAction,
@@ -100,6 +101,7 @@ def chunk_from_reply(raw: Any, inp: StepInput, threshold: float) -> RenderChunk:
 
     Raises:
         pydantic.ValidationError: The reply does not fit the contract.
+        ApplicationError: The chunk is larger than MAX_CHUNK_JSON_BYTES (malformed output).
     """
     if isinstance(raw, dict) and isinstance(raw.get("actions"), list):
         raw = {**raw, "actions": [_action_fields(action) for action in raw["actions"]]}
@@ -108,6 +110,12 @@ def chunk_from_reply(raw: Any, inp: StepInput, threshold: float) -> RenderChunk:
     chunk = RenderChunk.model_validate(
         {**data, "step_index": inp.step.index, "quality": placeholder.model_dump()}
     )
+    size = len(chunk.model_dump_json().encode())
+    if size > MAX_CHUNK_JSON_BYTES:
+        raise malformed_output(
+            f"chunk is {size // 1024} KiB, at most {MAX_CHUNK_JSON_BYTES // 1024} KiB: "
+            "shorten the narration and code"
+        )
     chunk.quality = score_chunk(chunk, inp.step, threshold)
     return chunk
 

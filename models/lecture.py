@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 #: (every step costs about a dozen history events and its chunk travels in the result).
 MAX_STEPS = 20
 MAX_TOPIC_CHARS = 200
+#: Upper bound on one chunk's JSON. The workflow result carries every chunk and must stay
+#: under Temporal's 2 MiB payload limit: 20 steps x 64 KiB is about 1.3 MB.
+MAX_CHUNK_JSON_BYTES = 64 * 1024
 
 
 class Contract(BaseModel):

@@ -189,3 +189,24 @@ def test_plan_with_more_steps_than_asked_is_malformed(emulator: RunningEmulator)
         ActivityEnvironment().run(PlanningActivities(gemini).plan_lecture, plan_input(3))
     assert raised.value.type == ErrorType.MALFORMED_OUTPUT
     assert "5 steps, at most 3" in raised.value.message
+
+
+def test_oversized_chunk_is_malformed_so_the_result_stays_under_the_payload_limit(
+    emulator: RunningEmulator,
+) -> None:
+    """Each action within its own bounds, but the chunk over 64 KiB: regenerate it."""
+
+    class Verbose(RecordingGeminiClient):
+        def generate_json(self, *, system: str, prompt: str, schema: Mapping[str, Any]) -> Any:
+            reply = super().generate_json(system=system, prompt=prompt, schema=schema)
+            if '"task": "step"' in prompt:
+                reply["actions"] += [{"type": "write", "text": "x" * 1900}] * 40
+            return reply
+
+    gemini = Verbose(
+        api_key=SECRET_KEY, model="gemini-2.5-flash", endpoint=emulator.url, timeout_seconds=10
+    )
+    with pytest.raises(ApplicationError) as raised:
+        ActivityEnvironment().run(CodegenActivities(gemini).generate_step, step_input(2))
+    assert raised.value.type == ErrorType.MALFORMED_OUTPUT
+    assert "at most 64 KiB" in raised.value.message
