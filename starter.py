@@ -178,7 +178,9 @@ async def follow_progress(
     planned = reviewing = False
     result_task = asyncio.ensure_future(handle.result())
     try:
-        while not result_task.done():
+        while True:
+            # One more pass after the workflow closed, so no late-settling step is missed.
+            closed = result_task.done()
             try:
                 progress: LectureProgress = await handle.query(LectureWorkflow.progress)
             except RPCError:
@@ -190,19 +192,20 @@ async def follow_progress(
                 reviewing = True
                 print("review window open: retry, regenerate or finish", file=out, flush=True)
             for row in progress.steps:
-                if row.index in reported or row.state not in (
-                    StepState.SUCCEEDED,
-                    StepState.FAILED,
-                ):
+                settled = row.state in (StepState.SUCCEEDED, StepState.FAILED)
+                if row.index in reported or not settled:
                     continue
                 reported.add(row.index)
                 mark = "ok" if row.state == StepState.SUCCEEDED else f"FAILED {row.error_type}"
+                attempts = "cached" if row.from_cache else f"attempts {row.attempts}"
                 print(
                     f"  step {row.index}/{len(progress.steps)} {mark} · {row.title}"
-                    f" (attempts {row.attempts}; emitted through {progress.emitted_through})",
+                    f" ({attempts}; emitted through {progress.emitted_through})",
                     file=out,
                     flush=True,
                 )
+            if closed:
+                return
             await asyncio.wait([result_task], timeout=interval)
     finally:
         if not result_task.done():

@@ -154,3 +154,19 @@ async def test_starter_runs_a_lecture_and_prints_the_ordered_table(
     assert "complete, 3/3 steps succeeded" in text
     assert "http://127.0.0.1:8233/namespaces/default/workflows/lecture-starter-test" in text
     assert await redis_client.xlen(stream_key("lecture-starter-test")) == 5
+
+
+async def test_starter_reports_every_step_as_it_settles(
+    worker: Client,
+    dev_client: Client,
+    settings: AppSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The progress lines name each step exactly once, even the ones settling last."""
+    monkeypatch.setenv("TEMPORAL_ADDRESS", dev_client.service_client.config.target_host)
+    monkeypatch.setenv("TASK_QUEUE", settings.task_queue)
+    monkeypatch.setenv("GEMINI_TASK_QUEUE", settings.gemini_task_queue)
+    out = io.StringIO()
+    assert await starter.run(["Tries and prefixes", "--steps", "6", "--fresh"], out) == 0
+    progress_lines = [line for line in out.getvalue().splitlines() if line.startswith("  step ")]
+    assert sorted(line.split()[1] for line in progress_lines) == [f"{i}/6" for i in range(1, 7)]
