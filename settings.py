@@ -87,13 +87,15 @@ class AppSettings(BaseSettings):
     )
     step_start_to_close_seconds: float = Field(default=120.0, gt=0)
     step_schedule_to_close_seconds: float = Field(default=900.0, gt=0)
-    step_max_attempts: int = Field(default=6, ge=0)
+    step_max_attempts: int = Field(default=10, ge=0)
     plan_start_to_close_seconds: float = Field(default=120.0, gt=0)
     plan_schedule_to_close_seconds: float = Field(default=900.0, gt=0)
-    plan_max_attempts: int = Field(default=6, ge=0)
+    plan_max_attempts: int = Field(default=10, ge=0)
     retry_initial_interval_seconds: float = Field(default=2.0, gt=0)
     retry_maximum_interval_seconds: float = Field(default=60.0, gt=0)
-    retry_backoff_coefficient: float = Field(default=2.0, ge=1)
+    # Constant, not exponential: the server-side rate limit already paces every attempt, so
+    # backing off further only leaves quota idle once the queue drains (benchmarks/rate_limit).
+    retry_backoff_coefficient: float = Field(default=1.0, ge=1)
     emit_schedule_to_close_seconds: float = Field(
         default=3600.0, gt=0, description="How long emission keeps retrying while Redis is away."
     )
