@@ -26,24 +26,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 import devstack
 from emulator import FaultConfig, FaultRule, RunningEmulator, start_emulator
 from models.lecture import LectureRequest, LectureResult, LectureStatus
 from models.workflow import LectureInput, LectureOptions, RegenerateRequest, RetryRequest
 from settings import AppSettings
+from tests.test_faults import temporal_client
 from worker import connect_redis, running_workers
 from workflows.lecture import LectureWorkflow
 
@@ -198,20 +197,6 @@ def servers(workdir: Path) -> Iterator[tuple[str, str, RunningEmulator]]:
             devstack.terminate(proc, 10)
 
 
-@contextlib.asynccontextmanager
-async def connected(address: str) -> AsyncIterator[Client]:
-    """A client with the pydantic converter, freed inside the loop (sdk-python#300)."""
-    client: Client | None = await Client.connect(
-        address, namespace="default", data_converter=pydantic_data_converter
-    )
-    assert client is not None
-    try:
-        yield client
-    finally:
-        client = None
-        gc.collect()
-
-
 async def record(names: Sequence[str], out_dir: Path = HERE) -> list[Path]:
     """Run the named scenarios (all when empty) and write one history file for each."""
     chosen = [s for s in SCENARIOS if not names or s.name in names]
@@ -236,7 +221,7 @@ async def record(names: Sequence[str], out_dir: Path = HERE) -> list[Path]:
         redis_client = await connect_redis(settings)
         try:
             async with (
-                connected(address) as client,
+                temporal_client(address) as client,
                 running_workers(client, settings, redis_client),
             ):
                 for scenario in chosen:
