@@ -32,7 +32,6 @@ import itertools
 import json
 import logging
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -43,7 +42,6 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Final, TypeVar, cast
 
@@ -65,6 +63,7 @@ from activities.prompts import (
     plan_prompt,
     step_prompt,
 )
+from benchmarks.stack import machine
 from emulator import CounterSnapshot, FaultConfig, start_emulator
 from models.events import stream_key
 from models.lecture import LecturePlan, LectureRequest, LectureResult, PlanStep, RenderChunk
@@ -695,22 +694,6 @@ def arrival_listing(results: Sequence[WayResult]) -> str:
             lines.append(f"    {at:8.3f} s {gap}  {task:<4}  {status}")
             previous = at
     return "\n".join(lines)
-
-
-def machine() -> str:
-    """Cores, Python, OS, library and server versions, load."""
-    try:
-        cli = devstack.temporal_dev_server_command(0, 0, None)[0]
-        out = subprocess.run([cli, "--version"], capture_output=True, text=True, timeout=10)
-        server = out.stdout.strip().removeprefix("temporal version ")
-    except (OSError, subprocess.SubprocessError):
-        server = "unknown"
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    return (
-        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()} {platform.machine()}; temporalio "
-        f"{metadata.version('temporalio')}, temporal CLI {server}; load average {load}"
-    )
 
 
 def parameters(params: Params, backoff: Backoff) -> str:

@@ -173,6 +173,8 @@ async def test_readme_cli_equivalents_steer_the_review_window(
         if (await handle.query(LectureWorkflow.progress)).review_open:
             break
         await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the review window never opened")
     emu.set_faults(FaultConfig())
     await asyncio.to_thread(
         temporal_cli,
